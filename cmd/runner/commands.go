@@ -1,0 +1,12 @@
+package main
+
+import (
+	"io"
+
+	"github.com/spf13/cobra"
+)
+
+// subcommands lists the runner's subcommands; each lives in its own file.
+func subcommands(stdout, stderr io.Writer) []*cobra.Command {
+	return []*cobra.Command{}
+}
