@@ -71,7 +71,9 @@ func New(size uint64, opts Options) (*Memory, error) {
 func mapAnonymous(size uint64, huge bool) ([]byte, error) {
 	flags := unix.MAP_PRIVATE | unix.MAP_ANONYMOUS | unix.MAP_NORESERVE
 	if huge {
-		flags |= unix.MAP_HUGETLB
+		// No MAP_NORESERVE here: huge pages must be reserved at mmap time, so a host without
+		// enough of them fails now with ENOMEM instead of SIGBUS on the first touch.
+		flags = unix.MAP_PRIVATE | unix.MAP_ANONYMOUS | unix.MAP_HUGETLB
 	}
 	return unix.Mmap(-1, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, flags)
 }
