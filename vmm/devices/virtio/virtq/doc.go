@@ -9,9 +9,10 @@
 // The guest controls every byte of all three, so nothing read from them is trusted: New
 // validates the geometry once (size a power of two, alignments 16/2/4, each area wholly in
 // RAM), and each Pop checks the head index, every descriptor index, every buffer range, the
-// chain length (at most the queue size, which also breaks loops), indirect tables (length a
-// multiple of 16, no nesting, INDIRECT never with NEXT) and the order of readable before
-// writable buffers. A malformed chain is reported as a *ChainError for that one request;
+// chain length (at most the queue size in the descriptor table and at most the entry count
+// in an indirect table, which also breaks loops), indirect tables (length a non-zero
+// multiple of 16 and at most the queue size in entries, no nesting, INDIRECT never with
+// NEXT) and the order of readable before writable buffers. A malformed chain is reported as a *ChainError for that one request;
 // an available index that runs ahead of the device by more than the queue size means the
 // driver is broken, reported as ErrInvalidAvailIdx (the device should then ask for a reset).
 //

@@ -250,7 +250,10 @@ func (q *Queue) walk(head uint16) (*Chain, error) {
 	table, tableLen := q.cfg.DescTable, size // the table we are walking
 	i := head
 	indirect := false
-	budget := int(size) // descriptors a chain may have, in total (also stops loops)
+	// budget is how many more descriptors the table being walked may contribute: the queue
+	// size for the descriptor table, the entry count for an indirect table. A table of n
+	// entries cannot hold a longer loop-free chain, so running out means a loop.
+	budget := int(size)
 	for {
 		budget--
 		if budget < 0 {
@@ -276,7 +279,11 @@ func (q *Queue) walk(head uint16) (*Chain, error) {
 			if !q.mem.Contains(addr, uint64(length)) {
 				return fail(true, "indirect table", fmt.Errorf("[%#x, +%#x): %w", addr, length, guestmem.ErrOutOfRange))
 			}
+			// The indirect descriptor itself does not count against the table it points
+			// to: a full table of size entries is legal (§2.7.5.3.1 bounds the table by
+			// the queue size; Linux virtio-blk sends seg_max+2 entries).
 			table, tableLen, i, indirect = addr, uint16(length/DescSize), 0, true
+			budget = int(tableLen)
 			continue
 		}
 		if length > 0 {
