@@ -8,5 +8,10 @@ import (
 
 // subcommands lists the runner's subcommands; each lives in its own file.
 func subcommands(stdout, stderr io.Writer) []*cobra.Command {
-	return []*cobra.Command{}
+	return []*cobra.Command{
+		newRunCmd(stdout, stderr),
+		newVMMCmd(stdout, stderr),
+		newInspectCmd(stdout, stderr),
+		newRootfsCmd(stdout, stderr),
+	}
 }

@@ -1,0 +1,69 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"net"
+
+	"github.com/vmbench/runner/rootfs"
+	"github.com/vmbench/runner/runner/sandbox"
+)
+
+// SandboxBackend runs the machine without a VM (package runner/sandbox): the same image and
+// init, in namespaces on the host kernel. VCPUs restricts CPU affinity; MemoryMiB and the
+// CPU count become cgroup v2 limits where the host's unified hierarchy offers them.
+type SandboxBackend struct {
+	// Pids limits the number of processes (cgroup v2 pids.max); 0 = unlimited.
+	Pids int64
+}
+
+// Name implements Backend.
+func (SandboxBackend) Name() string { return "sandbox" }
+
+// Start implements Backend.
+func (b SandboxBackend) Start(ctx context.Context, m Machine) (Instance, error) {
+	format := sandbox.FormatExt4
+	if m.Format == rootfs.FormatSquashfs {
+		format = sandbox.FormatSquashfs
+	}
+	sb, err := sandbox.Start(ctx, sandbox.Config{
+		Image:   m.Rootfs,
+		Format:  format,
+		Init:    rootfs.InitPath,
+		CPUs:    m.VCPUs,
+		Console: m.Console,
+		Limits: sandbox.Limits{
+			MemoryBytes: int64(m.MemoryMiB) << 20,
+			Pids:        b.Pids,
+			CPUs:        float64(m.VCPUs),
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return sandboxInstance{sb}, nil
+}
+
+type sandboxInstance struct{ sb *sandbox.Sandbox }
+
+// Conn returns the socket pair end: the init is connected from the start.
+func (i sandboxInstance) Conn(context.Context) (net.Conn, error) { return i.sb.Conn(), nil }
+
+func (i sandboxInstance) Kill() error { return i.sb.Kill() }
+
+func (i sandboxInstance) Wait() error {
+	state, err := i.sb.Wait()
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	if !state.Success() {
+		return fmt.Errorf("sandbox: init %v", state)
+	}
+	return nil
+}
+
+// OOMKilled reports an OOM kill seen by the sandbox's cgroup (false without cgroup limits).
+func (i sandboxInstance) OOMKilled() bool { return i.sb.OOMKilled() }
+
+// VCPUs reports how many CPUs the sandbox could use.
+func (i sandboxInstance) VCPUs() int { return i.sb.CPUs() }
