@@ -67,6 +67,7 @@ type VM struct {
 	waitOnce  sync.Once
 	waitErr   error
 	done      chan struct{} // closed when the child has been reaped
+	cmdErr    error         // the child's exit status; set before done is closed
 	exitEvent Event
 }
 
@@ -83,12 +84,10 @@ func Start(cfg Config) (*VM, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	sockPath := filepath.Join(cfg.RunDir, VsockName+"_"+strconv.FormatUint(uint64(cfg.InitPort), 10))
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sockPath, Net: "unix"})
+	l, err := listenIn(cfg.RunDir, VsockName+"_"+strconv.FormatUint(uint64(cfg.InitPort), 10))
 	if err != nil {
 		return nil, fmt.Errorf("vm: listen for the guest init: %w", err)
 	}
-	l.SetUnlinkOnClose(true)
 
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
@@ -145,6 +144,11 @@ func Start(cfg Config) (*VM, error) {
 		console:  newTailBuffer(ConsoleTailSize),
 		done:     make(chan struct{}),
 	}
+	go func() {
+		// Reap the child as soon as it ends, so Accept and Started notice at once.
+		v.cmdErr = v.cmd.Wait()
+		close(v.done)
+	}()
 	v.copied.Add(1)
 	go v.copyConsole(conR)
 	go v.readEvents(evR)
@@ -274,8 +278,8 @@ func (v *VM) consoleHint() string {
 // Wait waits for the VMM process to end and returns its exit report.
 func (v *VM) Wait() (Event, error) {
 	v.waitOnce.Do(func() {
-		err := v.cmd.Wait()
-		close(v.done)
+		<-v.done
+		err := v.cmdErr
 		v.listener.Close()
 		v.copied.Wait()
 		ev, ok := <-v.exit
@@ -321,3 +325,27 @@ func (v *VM) Kill() { _ = v.cmd.Process.Kill() }
 
 // ConsoleTail returns the last ConsoleTailSize bytes of the guest console.
 func (v *VM) ConsoleTail() string { return v.console.String() }
+
+// maxSunPath is the longest Unix socket path bind(2) takes (sizeof(sun_path) - 1).
+const maxSunPath = 107
+
+// listenIn listens on the Unix socket dir/name. A socket path longer than sun_path allows
+// (a deep work directory) is bound through /proc/self/fd/N/name, a short name for the same
+// directory. The socket file goes away with the run directory.
+func listenIn(dir, name string) (*net.UnixListener, error) {
+	path := filepath.Join(dir, name)
+	if len(path) > maxSunPath {
+		d, err := os.Open(dir)
+		if err != nil {
+			return nil, err
+		}
+		defer d.Close()
+		path = fmt.Sprintf("/proc/self/fd/%d/%s", d.Fd(), name)
+	}
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, err
+	}
+	l.SetUnlinkOnClose(false)
+	return l, nil
+}
