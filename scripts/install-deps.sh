@@ -24,10 +24,14 @@ for g in "${want[@]}"; do
   pkgs+=(${groups[$g]})
 done
 
+# One dpkg-query for all packages (kernel/build.sh calls this on every run; it must stay fast).
+declare -A installed=()
+while read -r name status; do
+  [ "${status:0:2}" = "ii" ] && installed[$name]=1
+done < <(dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' "${pkgs[@]}" 2>/dev/null || true)
 missing=()
 for p in "${pkgs[@]}"; do
-  status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)
-  [ "${status:0:2}" = "ii" ] || missing+=("$p")
+  [ -n "${installed[$p]:-}" ] || missing+=("$p")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
