@@ -33,6 +33,11 @@ func Main(args []string) int {
 	if stampErr != nil {
 		slog.Error("boot timer", "err", stampErr)
 	}
+	if pid1 && a.Mode == ModeVM {
+		// One console line marks "userspace reached" for anyone reading the console (the
+		// boot benchmarks compare VMMs by it); the boot timer above is the precise stamp.
+		slog.Info(StartedMessage)
+	}
 	if len(ignored) > 0 {
 		slog.Debug("ignored arguments", "args", ignored)
 	}
@@ -65,6 +70,9 @@ func Main(args []string) int {
 	}
 	return status
 }
+
+// StartedMessage is the init's first console line in a VM.
+const StartedMessage = "bencher-init started"
 
 // newClock returns a clock reading CLOCK_BOOTTIME with one syscall at start and the Go
 // monotonic clock afterwards.

@@ -109,9 +109,9 @@ type Result struct {
 	ImageDigest string
 	Backend     string
 	VCPUs       int // as configured, or the backend's default when it reports one
-	// VMMMaxRSSKiB is the VMM process's peak resident set and GuestMemoryMiB the guest's
-	// RAM, for backends with a VMM (0 otherwise).
-	VMMMaxRSSKiB   int64
+	// VMM is the VMM process's memory, and GuestMemoryMiB the guest's RAM, for backends
+	// with a VMM (zero otherwise).
+	VMM            VMMStats
 	GuestMemoryMiB int
 	Kernel         string // the guest kernel image, for backends that boot one
 
@@ -344,8 +344,9 @@ func runMachine(ctx context.Context, cfg Config, backend Backend, m Machine, rc 
 	if b, ok := inst.(interface{ BootTime() time.Duration }); ok {
 		res.Timings.BootTimer = b.BootTime()
 	}
-	if v, ok := inst.(interface{ VMMStats() (int64, int) }); ok {
-		res.VMMMaxRSSKiB, res.GuestMemoryMiB = v.VMMStats()
+	if v, ok := inst.(interface{ VMMStats() VMMStats }); ok {
+		res.VMM = v.VMMStats()
+		res.GuestMemoryMiB = res.VMM.GuestMiB
 	}
 	res.VCPUs = m.VCPUs
 	if v, ok := inst.(interface{ VCPUs() int }); ok && res.VCPUs == 0 {

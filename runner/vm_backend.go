@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -46,9 +47,8 @@ func (b VMBackend) KernelPath() string { return b.Kernel.Path }
 // init finds the host at protocol.VsockPort, its default, so it needs no arguments.
 func (b VMBackend) Cmdline(format rootfs.Format) []string {
 	words := kernel.Cmdline(b.Kernel.Flavour)
-	if !b.Verbose {
-		// Every console byte is a VM exit; under an emulated KVM that is most of a boot.
-		words = append(words, "quiet")
+	if b.Verbose {
+		words = slices.DeleteFunc(words, func(w string) bool { return w == "quiet" })
 	}
 	if format == rootfs.FormatSquashfs {
 		// The init puts a tmpfs overlay on top of the read-only root.
@@ -130,9 +130,20 @@ func (i *vmInstance) BootTime() time.Duration {
 // VCPUs is the number of vCPUs the VM ran with.
 func (i *vmInstance) VCPUs() int { return i.vcpus }
 
-// VMMStats reports the VMM process's peak RSS and the guest memory size, after Wait.
-func (i *vmInstance) VMMStats() (maxRSSKiB int64, guestMiB int) {
+// VMMStats reports, after Wait, the VMM process's peak RSS, how much of it was guest RAM
+// the guest touched, and the guest memory size.
+func (i *vmInstance) VMMStats() VMMStats {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	return i.exit.MaxRSSKiB, i.exit.GuestMiB
+	return VMMStats{MaxRSSKiB: i.exit.MaxRSSKiB, GuestResidentKiB: i.exit.GuestResidentKiB, GuestMiB: i.exit.GuestMiB}
 }
+
+// VMMStats describe the memory of a VMM process.
+type VMMStats struct {
+	MaxRSSKiB        int64 // peak resident set of the VMM process, guest RAM included
+	GuestResidentKiB int64 // guest RAM backed by host pages at the end of the run
+	GuestMiB         int   // guest RAM size
+}
+
+// OverheadKiB is the VMM's own memory: its peak RSS minus the guest RAM in it.
+func (s VMMStats) OverheadKiB() int64 { return s.MaxRSSKiB - s.GuestResidentKiB }

@@ -27,15 +27,16 @@ type jsonReport struct {
 	StderrBytes int64      `json:"stderr_bytes"`
 	Files       []jsonFile `json:"files,omitempty"`
 
-	Backend  string        `json:"backend,omitempty"`
-	Image    string        `json:"image,omitempty"`
-	VCPUs    int           `json:"vcpus,omitempty"`
-	Memory   int           `json:"memory_mib,omitempty"` // guest RAM (kvm backend)
-	Kernel   string        `json:"kernel,omitempty"`     // guest kernel image (kvm backend)
-	VMMRSS   int64         `json:"vmm_max_rss_kib,omitempty"`
-	BootTime float64       `json:"boot_time_s,omitempty"` // the VMM's boot timer, when it has one
-	Dur      jsonDurations `json:"durations"`
-	InitRSS  int64         `json:"init_max_rss_bytes,omitempty"`
+	Backend     string        `json:"backend,omitempty"`
+	Image       string        `json:"image,omitempty"`
+	VCPUs       int           `json:"vcpus,omitempty"`
+	Memory      int           `json:"memory_mib,omitempty"`       // guest RAM (kvm backend)
+	Kernel      string        `json:"kernel,omitempty"`           // guest kernel image (kvm backend)
+	VMMRSS      int64         `json:"vmm_max_rss_kib,omitempty"`  // VMM process peak RSS, guest RAM included
+	VMMOverhead int64         `json:"vmm_overhead_kib,omitempty"` // that minus the guest RAM the guest touched
+	BootTime    float64       `json:"boot_time_s,omitempty"`      // the VMM's boot timer, when it has one
+	Dur         jsonDurations `json:"durations"`
+	InitRSS     int64         `json:"init_max_rss_bytes,omitempty"`
 }
 
 type jsonFile struct {
@@ -68,7 +69,7 @@ func newJSONReport(res *runner.Result, stdout string) jsonReport {
 		OOMKilled: e.OOMKilled, Message: e.Message,
 		Stdout: stdout, StderrBytes: res.StderrBytes,
 		Backend: res.Backend, Image: res.ImageDigest, VCPUs: res.VCPUs, BootTime: secs(t.BootTimer),
-		Memory: res.GuestMemoryMiB, Kernel: res.Kernel, VMMRSS: res.VMMMaxRSSKiB,
+		Memory: res.GuestMemoryMiB, Kernel: res.Kernel, VMMRSS: res.VMM.MaxRSSKiB, VMMOverhead: res.VMM.OverheadKiB(),
 		InitRSS: e.InitMaxRSS,
 		Dur: jsonDurations{
 			Resolve: secs(t.Resolve), Build: secs(t.Build), Copy: secs(t.Copy), Start: secs(t.Start),

@@ -84,6 +84,9 @@ func ChildMain(console io.Writer, logw io.Writer) int {
 	}
 	ev.BootTime, ev.BootTimed = m.BootTime()
 	ev.MaxRSSKiB = maxRSSKiB()
+	if res, err := m.GuestMemory().Resident(); err == nil {
+		ev.GuestResidentKiB = int64(res >> 10)
+	}
 	report(ev)
 	if runErr != nil {
 		return 1

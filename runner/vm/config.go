@@ -49,5 +49,8 @@ type Event struct {
 	BootTimed bool          `json:"boot_timed,omitempty"`   // BootTime is valid
 	FirstRun  time.Duration `json:"first_run_ns,omitempty"` // child start → first KVM_RUN
 	MaxRSSKiB int64         `json:"max_rss_kib,omitempty"`  // VMM process peak RSS
-	GuestMiB  int           `json:"guest_mib,omitempty"`
+	// GuestResidentKiB is how much guest RAM was backed by host memory at the end: the
+	// part of MaxRSSKiB that is the guest's, not the VMM's.
+	GuestResidentKiB int64 `json:"guest_resident_kib,omitempty"`
+	GuestMiB         int   `json:"guest_mib,omitempty"`
 }

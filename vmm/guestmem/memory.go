@@ -203,3 +203,23 @@ func (m *Memory) PutUint64(gpa uint64, v uint64) error {
 	binary.LittleEndian.PutUint64(s, v)
 	return nil
 }
+
+// Resident counts the bytes of guest RAM that are backed by host pages (mincore(2)): the
+// pages the guest has touched. It is how the VMM's own memory overhead is told apart from
+// guest memory in its RSS.
+func (m *Memory) Resident() (uint64, error) {
+	page := uint64(unix.Getpagesize())
+	var total uint64
+	for _, r := range m.regions {
+		vec := make([]byte, (uint64(len(r.host))+page-1)/page)
+		if err := mincore(r.host, vec); err != nil {
+			return 0, fmt.Errorf("guestmem: mincore: %w", err)
+		}
+		for _, v := range vec {
+			if v&1 != 0 {
+				total += page
+			}
+		}
+	}
+	return total, nil
+}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sync/atomic"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // HostAddr is the host virtual address of the region's first byte, for
@@ -58,4 +60,16 @@ func (m *Memory) AtomicStore16(gpa uint64, v uint16) error {
 			return nil
 		}
 	}
+}
+
+// mincore reports in vec which pages of b are resident (mincore(2)).
+func mincore(b, vec []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	_, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), uintptr(unsafe.Pointer(&vec[0])))
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }

@@ -12,7 +12,7 @@ import (
 // unexpected system call is treated as compromised.
 var vmmSyscalls = []string{
 	// Go runtime: memory, threads, signals, scheduling, timers, netpoller.
-	"mmap", "munmap", "madvise", "mprotect", "brk",
+	"mmap", "munmap", "madvise", "mprotect", "brk", "mincore",
 	"clone", "clone3", "exit", "exit_group", "gettid", "getpid", "tgkill", "sched_yield",
 	"sched_getaffinity", "futex", "nanosleep", "clock_gettime", "clock_nanosleep",
 	"rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack", "restart_syscall",
