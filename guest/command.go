@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/vmbench/runner/internal/osthread"
 	"github.com/vmbench/runner/protocol"
 )
 
@@ -140,7 +141,7 @@ func (c *Command) start(stdout, stderr *os.File) (*os.Process, error) {
 	}
 	done := make(chan started, 1)
 	// The hardened thread must never run anything else: it is retired after the fork.
-	onDisposableThread(func() {
+	osthread.RunDisposable(func() {
 		if err := hardenThread(c.AllowPerf); err != nil {
 			done <- started{err: &Failure{protocol.FailureSetup, err}}
 			return

@@ -100,7 +100,7 @@ func capLastCap() int {
 // nothing: the bounding and inheritable sets are empty (so even uid 0 gains no capabilities
 // from execve), ambient is cleared, and a non-zero uid loses the rest at setuid.
 //
-// Precondition: on a thread from onDisposableThread.
+// Precondition: on a thread from osthread.RunDisposable.
 func hardenThread(allowPerf bool) error {
 	last := capLastCap()
 	for c := 0; c <= last; c++ {

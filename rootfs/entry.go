@@ -101,13 +101,7 @@ func (f *flattener) dir(pfd int, base, full string, hdr *tar.Header) error {
 	if err := unix.Mkdirat(pfd, base, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("mkdir: %w", err)
 	}
-	if err := chown(pfd, base, hdr); err != nil {
-		return err
-	}
-	if err := unix.Fchmodat(pfd, base, mode(hdr), 0); err != nil {
-		return fmt.Errorf("chmod: %w", err)
-	}
-	if err := setXattrs(pfd, base, hdr); err != nil {
+	if err := setOwnerModeXattrs(pfd, base, hdr); err != nil {
 		return err
 	}
 	f.dirTimes[full] = dirTime{atime: accessTime(hdr), mtime: hdr.ModTime}
@@ -185,13 +179,7 @@ func (f *flattener) node(pfd int, base string, hdr *tar.Header) error {
 	if err := unix.Mknodat(pfd, base, typ|0o600, int(dev)); err != nil {
 		return fmt.Errorf("mknod: %w", err)
 	}
-	if err := chown(pfd, base, hdr); err != nil {
-		return err
-	}
-	if err := unix.Fchmodat(pfd, base, mode(hdr), 0); err != nil {
-		return fmt.Errorf("chmod: %w", err)
-	}
-	if err := setXattrs(pfd, base, hdr); err != nil {
+	if err := setOwnerModeXattrs(pfd, base, hdr); err != nil {
 		return err
 	}
 	return setTimes(pfd, base, accessTime(hdr), hdr.ModTime)
@@ -250,6 +238,18 @@ func (f *flattener) link(p pendingLink, final bool) error {
 
 // mode is the permission part of a tar mode, including setuid, setgid and sticky.
 func mode(hdr *tar.Header) uint32 { return uint32(hdr.Mode) & 0o7777 }
+
+// setOwnerModeXattrs gives a directory or special file the entry's owner, mode and
+// extended attributes, in that order (chown clears setuid bits, so the mode comes after).
+func setOwnerModeXattrs(pfd int, base string, hdr *tar.Header) error {
+	if err := chown(pfd, base, hdr); err != nil {
+		return err
+	}
+	if err := unix.Fchmodat(pfd, base, mode(hdr), 0); err != nil {
+		return fmt.Errorf("chmod: %w", err)
+	}
+	return setXattrs(pfd, base, hdr)
+}
 
 func chown(pfd int, base string, hdr *tar.Header) error {
 	if hdr.Uid < 0 || hdr.Gid < 0 || hdr.Uid > math.MaxInt32 || hdr.Gid > math.MaxInt32 {

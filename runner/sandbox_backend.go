@@ -32,6 +32,7 @@ func (b SandboxBackend) Start(ctx context.Context, m Machine) (Instance, error) 
 		Init:    rootfs.InitPath,
 		CPUs:    m.VCPUs,
 		Console: m.Console,
+		TempDir: m.RunDir,
 		Limits: sandbox.Limits{
 			MemoryBytes: int64(m.MemoryMiB) << 20,
 			Pids:        b.Pids,

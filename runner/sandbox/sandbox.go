@@ -13,6 +13,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vmbench/runner/internal/osthread"
 )
 
 // DefaultInit is where rootfs installs the init in an image.
@@ -36,6 +38,9 @@ type Config struct {
 	// Console receives the init's own stdout and stderr (its log); nil logs each line with
 	// slog at debug level.
 	Console io.Writer
+	// TempDir is where the sandbox's own scratch directory goes (the runner passes the run
+	// directory); "" means os.TempDir().
+	TempDir string
 }
 
 // Sandbox is a running sandbox. Its methods are safe for concurrent use.
@@ -80,7 +85,7 @@ func Start(ctx context.Context, cfg Config) (_ *Sandbox, err error) {
 		}
 	}()
 
-	tmp, err := os.MkdirTemp("", "bencher-sandbox-")
+	tmp, err := os.MkdirTemp(cfg.TempDir, "bencher-sandbox-")
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
@@ -118,7 +123,7 @@ func Start(ctx context.Context, cfg Config) (_ *Sandbox, err error) {
 	s := &Sandbox{conn: host, cg: cg, tmp: tmp, done: make(chan struct{})}
 	started := make(chan error, 1)
 	exited := make(chan exitState, 1)
-	onDisposableThread(func() { s.run(cfg, newRootLayout(tmp), loop.Name(), guest, consoleW, started, exited) })
+	osthread.RunDisposable(func() { s.run(cfg, newRootLayout(tmp), loop.Name(), guest, consoleW, started, exited) })
 	if err := <-started; err != nil {
 		return nil, err
 	}
@@ -140,7 +145,7 @@ type exitState struct {
 	err   error
 }
 
-// run is the body of the sandbox's own OS thread (onDisposableThread): it enters the root,
+// run is the body of the sandbox's own OS thread (osthread.RunDisposable): it enters the root,
 // starts the init and waits for it. The thread dies afterwards; its mount namespace (and
 // every mount in it) goes away once the init has exited too. Cleanup of host paths happens
 // elsewhere: this thread's root is the sandbox's.

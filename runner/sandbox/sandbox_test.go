@@ -191,6 +191,7 @@ func TestSandboxCPUs(t *testing.T) {
 func TestSandboxKillAndCleanup(t *testing.T) {
 	needTools(t, "mkfs.ext4")
 	img := makeImage(t, imageTree(t, true), FormatExt4)
+	privateTmp(t)
 	tmpBefore := sandboxTempDirs(t)
 	sb, err := Start(context.Background(), Config{Image: img})
 	if err != nil {
@@ -218,6 +219,7 @@ func TestSandboxKillAndCleanup(t *testing.T) {
 func TestSandboxStartFailureLeavesNothing(t *testing.T) {
 	needTools(t, "mkfs.ext4")
 	img := makeImage(t, imageTree(t, false), FormatExt4) // no init in the image
+	privateTmp(t)
 	tmpBefore := sandboxTempDirs(t)
 	_, err := Start(context.Background(), Config{Image: img})
 	if err == nil || !errors.Is(err, os.ErrNotExist) {
@@ -287,6 +289,9 @@ func loopsBacking(t *testing.T, path string) []string {
 	return out
 }
 
+// sandboxTempDirs lists the sandbox scratch directories in $TMPDIR. Tests that use it give
+// themselves a private $TMPDIR first (privateTmp): other packages' tests run sandboxes at the
+// same time.
 func sandboxTempDirs(t *testing.T) map[string]bool {
 	t.Helper()
 	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "bencher-sandbox-*"))
@@ -318,4 +323,10 @@ func assertCleanedUp(t *testing.T, img string, tmpBefore map[string]bool) {
 	if strings.Contains(string(mi), "bencher-sandbox-") {
 		t.Errorf("mounts left in the host namespace:\n%s", mi)
 	}
+}
+
+// privateTmp points $TMPDIR (and so os.TempDir) at a directory of this test's own.
+func privateTmp(t *testing.T) {
+	t.Helper()
+	t.Setenv("TMPDIR", t.TempDir())
 }
