@@ -16,7 +16,7 @@ status=0
 while IFS=: read -r file _ decl; do
   name=$(sed -E 's/^func (Fuzz[A-Za-z0-9_]+).*/\1/' <<<"$decl")
   grep -Eq "$filter" <<<"$name" || continue
-  pkg=./$(dirname "$file")
+  pkg=$(dirname "$file")
   echo "== $name ($pkg) for $time"
   if ! go test -run '^$' -fuzz "^${name}\$" -fuzztime "$time" -fuzzminimizetime 5s "$pkg" 2>&1 | tail -n 3; then
     status=1

@@ -155,3 +155,38 @@ func TestRunJSON(t *testing.T) {
 		t.Fatalf("the work directory still holds %d entries", len(entries))
 	}
 }
+
+// --iter N runs N times; with --json the report lists every run and a summary.
+func TestRunIterJSON(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("the sandbox backend needs root")
+	}
+	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
+		t.Skip("mkfs.ext4 not installed (scripts/install-deps.sh installs it)")
+	}
+	t.Setenv("RUNNER_CACHE_DIR", t.TempDir())
+	t.Setenv("RUNNER_WORK_DIR", t.TempDir())
+	layout := writeTestLayout(t, "basic")
+	initBin := runnertest.InitBinary(t)
+	var stdout, stderr bytes.Buffer
+	code := execute([]string{"run", "--backend", "sandbox", "--init", initBin, "--json", "--iter", "3",
+		"--image", "oci:" + layout + ":basic", "--", "sh", "-c", "echo run; exit 7"}, &stdout, &stderr)
+	var j jsonIterations
+	if err := json.Unmarshal(stdout.Bytes(), &j); err != nil {
+		t.Fatalf("stdout is not one JSON object: %v\n%s", err, stdout.String())
+	}
+	if code != 7 || j.Exit != 7 || len(j.Iterations) != 3 || j.Summary.Runs != 3 {
+		t.Fatalf("exit %d, report exit %d, %d iterations, summary %+v", code, j.Exit, len(j.Iterations), j.Summary)
+	}
+	for i, r := range j.Iterations {
+		if r.Stdout != "run\n" || r.Code != 7 {
+			t.Errorf("run %d: %+v", i, r)
+		}
+	}
+	if s := j.Summary.Total; s.Min <= 0 || s.Min > s.Median || s.Median > s.Max {
+		t.Errorf("total summary %+v", s)
+	}
+	if n := strings.Count(stderr.String(), "runner: run "); n != 3 {
+		t.Errorf("stderr reports %d runs, want 3:\n%s", n, stderr.String())
+	}
+}
