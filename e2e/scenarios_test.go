@@ -258,8 +258,8 @@ func TestInterruptStopsVMAndCleansUp(t *testing.T) {
 	}
 	t.Logf("runner ended %v after SIGINT, exit %d: %s", time.Since(start).Round(time.Millisecond),
 		cmd.ProcessState.ExitCode(), strings.TrimSpace(stderr.String()))
-	if cmd.ProcessState.ExitCode() == 0 {
-		t.Error("an interrupted run exited 0")
+	if code := cmd.ProcessState.ExitCode(); code != 130 {
+		t.Errorf("an interrupted run exited %d, want 130", code)
 	}
 	assertEmptyDir(t, work)
 	if left := vmmProcesses(t); len(left) > 0 {

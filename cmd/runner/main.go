@@ -6,7 +6,8 @@
 //
 // Exit status follows docker run: the command's own status, 124 when the benchmark timed
 // out, 125 when the runner itself failed (bad image, no kernel, no KVM, ...), 126 when the
-// command could not be run and 127 when it was not found.
+// command could not be run and 127 when it was not found; 130 when the runner was
+// interrupted (SIGINT/SIGTERM) before the command reported.
 package main
 
 import (
@@ -25,6 +26,8 @@ const (
 	exitRunnerError  = 125
 	exitCannotInvoke = 126
 	exitNotFound     = 127
+	// exitInterrupted is 128+SIGINT, what a shell reports for a command stopped by Ctrl-C.
+	exitInterrupted = 130
 )
 
 // exitCodeError carries an exit status through cobra without printing anything more.

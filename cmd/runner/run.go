@@ -139,6 +139,15 @@ func runRun(cmd *cobra.Command, f runFlags, args []string, stdout, stderr io.Wri
 			status = firstNonZero(status, exitTimeout)
 			continue
 		}
+		if err != nil && ctx.Err() != nil {
+			// Ctrl-C or SIGTERM: everything the run made is gone; say so, shell-style status.
+			err = fmt.Errorf("interrupted: %w", err)
+			if f.json {
+				writeJSON(stdout, jsonReport{Exit: exitInterrupted, Error: err.Error()})
+			}
+			fmt.Fprintf(stderr, "runner: %v\n", err)
+			return &exitCodeError{code: exitInterrupted}
+		}
 		if err != nil {
 			if f.json && len(reports) > 0 {
 				reports = append(reports, jsonReport{Exit: exitRunnerError, Error: err.Error()})
