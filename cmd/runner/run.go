@@ -51,6 +51,7 @@ type runFlags struct {
 	bootTimeout string
 	iter        int
 	verbose     bool
+	kernelArgs  string
 }
 
 func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -100,6 +101,7 @@ The guest kernel is --kernel, else $RUNNER_KERNEL, else the one "make kernel" bu
 	fl.StringVar(&f.bootTimeout, "boot-timeout", "0", "how long the guest may take to boot and connect; 0 = 10m on an emulated (kvm_pvm) host, else 60s")
 	fl.IntVar(&f.iter, "iter", 1, "boot and run N times, reporting each run")
 	fl.BoolVar(&f.verbose, "kernel-verbose", false, "keep the guest kernel's boot messages (no \"quiet\"); see them with --console")
+	fl.StringVar(&f.kernelArgs, "kernel-args", "", "extra guest kernel command-line words, appended to the runner's (e.g. \"initcall_debug printk.time=1\")")
 	return cmd
 }
 
@@ -410,6 +412,7 @@ func (f runFlags) vmBackend() (runner.Backend, error) {
 		KVMDevice:   kvmDevice(),
 		CPUTemplate: f.cpuTemplate,
 		Verbose:     f.verbose,
+		KernelArgs:  strings.Fields(f.kernelArgs),
 		LogLevel:    logLevel(),
 	}, nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vmbench/runner/kernel"
+	"github.com/vmbench/runner/vmm/vmmtest"
 )
 
 // These tests start the real VMM child (`runner vmm`, built from ./cmd/runner) with the
@@ -84,17 +85,11 @@ func startVM(t *testing.T, k kernel.Kernel, selfTest string) *VM {
 
 func status(t *testing.T, pid int) map[string]string {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	st, err := vmmtest.ProcStatus(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := map[string]string{}
-	for _, l := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(l, ":"); ok {
-			m[k] = strings.TrimSpace(v)
-		}
-	}
-	return m
+	return st
 }
 
 // The real VMM process runs under its seccomp filter, with no capabilities, in its own

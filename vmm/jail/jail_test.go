@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vmbench/runner/vmm/vmmtest"
 )
 
 // The test binary re-executes itself as a jailed child (the same path the runner's VMM
@@ -126,17 +128,11 @@ func (c *child) do(t *testing.T, op string) string {
 
 func procStatus(t *testing.T, pid int) map[string]string {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	st, err := vmmtest.ProcStatus(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := map[string]string{}
-	for _, l := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(l, ":"); ok {
-			m[k] = strings.TrimSpace(v)
-		}
-	}
-	return m
+	return st
 }
 
 func TestJailedProcessState(t *testing.T) {

@@ -51,31 +51,18 @@ func (f readerAtFunc) ReadAt(p []byte, off int64) (int, error) { return f(p, off
 
 // gather copies from bufs (viewed as one stream) at off into p.
 func gather(bufs [][]byte, p []byte, off int64) (int, error) {
-	if off < 0 {
-		return 0, io.EOF
-	}
-	n := 0
-	for _, b := range bufs {
-		if len(p) == 0 {
-			break
-		}
-		if off >= int64(len(b)) {
-			off -= int64(len(b))
-			continue
-		}
-		k := copy(p, b[off:])
-		n += k
-		p = p[k:]
-		off = 0
-	}
-	if len(p) > 0 {
-		return n, io.EOF
-	}
-	return n, nil
+	return copyAt(bufs, p, off, func(b, p []byte) int { return copy(p, b) })
 }
 
 // scatter copies p into bufs (viewed as one stream) at off.
 func scatter(bufs [][]byte, p []byte, off int64) (int, error) {
+	return copyAt(bufs, p, off, func(b, p []byte) int { return copy(b, p) })
+}
+
+// copyAt walks bufs as one stream from off and calls move on each buffer's part that
+// lines up with the rest of p; move copies in one direction and returns the bytes moved.
+// It reports io.EOF when the stream ends before p does.
+func copyAt(bufs [][]byte, p []byte, off int64, move func(b, p []byte) int) (int, error) {
 	if off < 0 {
 		return 0, io.EOF
 	}
@@ -88,7 +75,7 @@ func scatter(bufs [][]byte, p []byte, off int64) (int, error) {
 			off -= int64(len(b))
 			continue
 		}
-		k := copy(b[off:], p)
+		k := move(b[off:], p)
 		n += k
 		p = p[k:]
 		off = 0
