@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/vmbench/runner/cache"
 )
 
 // Flavour selects the kernel build and its command-line options.
@@ -48,21 +50,9 @@ func IsKVMPVM() bool {
 	return err == nil
 }
 
-// CacheDir is the root of the runner's caches: $RUNNER_CACHE_DIR, else
-// $XDG_CACHE_HOME/vmbench, else ~/.cache/vmbench. kernel/build.sh uses the same rule.
-func CacheDir() string {
-	if d := os.Getenv("RUNNER_CACHE_DIR"); d != "" {
-		return d
-	}
-	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
-		return filepath.Join(d, "vmbench")
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		home = os.TempDir()
-	}
-	return filepath.Join(home, ".cache", "vmbench")
-}
+// CacheDir is the root of the runner's caches (cache.Dir); kernel/build.sh applies the same
+// rule.
+func CacheDir() string { return cache.Dir() }
 
 // CachedPath is where kernel/build.sh leaves the newest vmlinux of a flavour (a symlink
 // into the content-keyed cache).

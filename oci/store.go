@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/vmbench/runner/cache"
+
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -71,6 +73,9 @@ func (s *blobStore) open(h v1.Hash) (*os.File, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, fmt.Errorf("blob %s: %w", h, err)
+	}
+	if !s.readOnly {
+		cache.Touch(p) // last use, for cache pruning
 	}
 	return f, nil
 }
@@ -193,17 +198,5 @@ func writeFileAtomic(path string, b []byte, perm os.FileMode) error {
 	return nil
 }
 
-// DefaultCacheDir is the blob cache root: $RUNNER_CACHE_DIR/oci when set, else
-// ${XDG_CACHE_HOME:-~/.cache}/vmbench/oci.
-func DefaultCacheDir() string {
-	if d := os.Getenv("RUNNER_CACHE_DIR"); d != "" {
-		return filepath.Join(d, "oci")
-	}
-	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
-		return filepath.Join(d, "vmbench", "oci")
-	}
-	if home, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(home, ".cache", "vmbench", "oci")
-	}
-	return filepath.Join(os.TempDir(), "vmbench", "oci")
-}
+// DefaultCacheDir is the blob cache root: the "oci" area of the runner's cache (cache.Dir).
+func DefaultCacheDir() string { return filepath.Join(cache.Dir(), cache.AreaOCI) }

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/vmbench/runner/cache"
+
 	"github.com/vmbench/runner/oci"
 	"golang.org/x/sys/unix"
 )
@@ -25,20 +27,9 @@ type BuildOptions struct {
 	Limits   Limits
 }
 
-// DefaultCacheDir is where built images are kept: $RUNNER_CACHE_DIR/rootfs when set, else
-// ${XDG_CACHE_HOME:-~/.cache}/vmbench/rootfs.
-func DefaultCacheDir() string {
-	if d := os.Getenv("RUNNER_CACHE_DIR"); d != "" {
-		return filepath.Join(d, "rootfs")
-	}
-	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
-		return filepath.Join(d, "vmbench", "rootfs")
-	}
-	if home, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(home, ".cache", "vmbench", "rootfs")
-	}
-	return filepath.Join(os.TempDir(), "vmbench", "rootfs")
-}
+// DefaultCacheDir is where built images are kept: the "rootfs" area of the runner's cache
+// (cache.Dir).
+func DefaultCacheDir() string { return filepath.Join(cache.Dir(), cache.AreaRootfs) }
 
 // cacheVersion changes whenever the image layout Build produces changes.
 const cacheVersion = "rootfs-v1"
@@ -82,6 +73,7 @@ func Build(ctx context.Context, img *oci.Image, opts BuildOptions) (string, erro
 	final := filepath.Join(cacheDir, fmt.Sprintf("%s-%s.%s", digest.Hex[:min(12, len(digest.Hex))], key[:16], format))
 	if isFile(final) {
 		slog.Debug("rootfs: cache hit", "image", img.Ref, "path", final)
+		cache.Touch(final) // last use, for cache pruning
 		return final, nil
 	}
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/vmbench/runner/cache"
 	"github.com/vmbench/runner/oci"
 	"github.com/vmbench/runner/protocol"
 	"github.com/vmbench/runner/rootfs"
@@ -178,6 +179,14 @@ func Run(ctx context.Context, cfg Config, backend Backend) (*Result, error) {
 		res.Kernel = k.KernelPath()
 	}
 
+	// From resolving the image to the run's private copy, the run reads the cache: a prune
+	// (runner cache prune) waits meanwhile.
+	cacheLock, err := cache.LockShared(ctx, cache.Dir())
+	if err != nil {
+		return nil, err
+	}
+	defer cacheLock.Unlock()
+
 	img, err := oci.Resolve(ctx, cfg.Image, cfg.OCI)
 	if err != nil {
 		return nil, fmt.Errorf("resolve %s: %w", cfg.Image, err)
@@ -231,6 +240,7 @@ func Run(ctx context.Context, cfg Config, backend Backend) (*Result, error) {
 	if err := runCopy(base, m.Rootfs, format); err != nil {
 		return nil, fmt.Errorf("copy root filesystem: %w", err)
 	}
+	cacheLock.Unlock()
 	res.Timings.Copy = time.Since(t)
 
 	if err := runMachine(ctx, cfg, backend, m, rc, res); err != nil {

@@ -13,5 +13,6 @@ func subcommands(stdout, stderr io.Writer) []*cobra.Command {
 		newVMMCmd(stdout, stderr),
 		newInspectCmd(stdout, stderr),
 		newRootfsCmd(stdout, stderr),
+		newCacheCmd(stdout, stderr),
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vmbench/runner/cache"
 	"github.com/vmbench/runner/oci"
 )
 
@@ -64,6 +65,11 @@ func newInspectCmd(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Print an image's resolved digest and config as JSON",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := cache.LockShared(cmd.Context(), cache.Dir()) // a prune waits
+			if err != nil {
+				return err
+			}
+			defer l.Unlock()
 			img, err := f.resolve(cmd.Context(), stderr)
 			if err != nil {
 				return err

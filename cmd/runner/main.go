@@ -3,6 +3,7 @@
 //	runner run --image REF [flags] [-- CMD ARGS...]
 //	runner inspect --image REF
 //	runner rootfs --image REF -o FILE
+//	runner cache du | prune [--older-than D] [--kernels]
 //
 // Exit status follows docker run: the command's own status, 124 when the benchmark timed
 // out, 125 when the runner itself failed (bad image, no kernel, no KVM, ...), 126 when the

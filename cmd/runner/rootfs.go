@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vmbench/runner/cache"
 	"github.com/vmbench/runner/rootfs"
 )
 
@@ -37,6 +38,12 @@ func newRootfsCmd(stdout, stderr io.Writer) *cobra.Command {
 					slog.Warn("no bencher-init next to the runner binary; the image will have no init (use --init PATH)")
 				}
 			}
+			// Reads the cache from the resolve to the copy: a prune waits.
+			l, err := cache.LockShared(cmd.Context(), cache.Dir())
+			if err != nil {
+				return err
+			}
+			defer l.Unlock()
 			img, err := f.resolve(cmd.Context(), stderr)
 			if err != nil {
 				return err
