@@ -78,10 +78,19 @@ func lock(ctx context.Context, root string, how int) (*Lock, error) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, fmt.Errorf("cache %s: %w", root, err)
 	}
-	p := filepath.Join(root, ".lock")
+	return flock(ctx, filepath.Join(root, ".lock"), how)
+}
+
+// LockFile takes an exclusive flock on the file p (created if missing), waiting as long as
+// ctx allows: the per-entry lock a cache writer holds while it builds that entry.
+func LockFile(ctx context.Context, p string) (*Lock, error) {
+	return flock(ctx, p, unix.LOCK_EX)
+}
+
+func flock(ctx context.Context, p string, how int) (*Lock, error) {
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("cache lock %s: %w", p, err)
+		return nil, fmt.Errorf("lock %s: %w", p, err)
 	}
 	for {
 		err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
@@ -90,7 +99,7 @@ func lock(ctx context.Context, root string, how int) (*Lock, error) {
 		}
 		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
 			f.Close()
-			return nil, fmt.Errorf("cache lock %s: %w", p, err)
+			return nil, fmt.Errorf("lock %s: %w", p, err)
 		}
 		select {
 		case <-ctx.Done():

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,7 +14,6 @@ import (
 	"github.com/vmbench/runner/cache"
 
 	"github.com/vmbench/runner/oci"
-	"golang.org/x/sys/unix"
 )
 
 // BuildOptions control Build.
@@ -79,11 +77,11 @@ func Build(ctx context.Context, img *oci.Image, opts BuildOptions) (string, erro
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		return "", fmt.Errorf("rootfs: cache %s: %w", cacheDir, err)
 	}
-	unlock, err := lockFile(ctx, final+".lock")
+	l, err := cache.LockFile(ctx, final+".lock")
 	if err != nil {
 		return "", fmt.Errorf("rootfs: cache %s: %w", cacheDir, err)
 	}
-	defer unlock()
+	defer l.Unlock()
 	if isFile(final) { // built by whoever held the lock before us
 		return final, nil
 	}
@@ -196,28 +194,4 @@ func fileSHA256(p string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// lockFile takes an exclusive flock on p, polling so ctx can cancel the wait.
-func lockFile(ctx context.Context, p string) (unlock func(), err error) {
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", p, err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }
