@@ -41,7 +41,7 @@ func Touch(path string) {
 }
 
 // ErrBusy means the cache lock could not be taken in time: runs are reading the cache.
-var ErrBusy = errors.New("cache in use by a starting run")
+var ErrBusy = errors.New("cache in use by starting runs")
 
 // Lock is a held cache lock; Unlock releases it.
 type Lock struct{ f *os.File }

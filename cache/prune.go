@@ -16,9 +16,9 @@ import (
 type PruneOptions struct {
 	// OlderThan keeps entries used more recently than this; 0 removes every entry.
 	OlderThan time.Duration
-	// Kernels also removes kernel builds that no flavour's vmlinux link points at (by age), and
-	// leftover kernel source trees (whatever their age). The current builds are never removed: rebuilding one
-	// takes minutes.
+	// Kernels also removes kernel builds that no flavour's vmlinux link points at (by age),
+	// and leftover kernel source trees (whatever their age). The current builds are never
+	// removed: rebuilding one takes minutes.
 	Kernels bool
 	// DryRun reports what would be removed and removes nothing.
 	DryRun bool

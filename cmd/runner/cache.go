@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -96,6 +97,9 @@ each flavour currently uses is always kept.`,
 				return fmt.Errorf("--older-than %s: must not be negative", opts.OlderThan)
 			}
 			removed, err := cache.Prune(cmd.Context(), cache.Dir(), opts)
+			if errors.Is(err, cache.ErrBusy) {
+				err = fmt.Errorf("cache prune: %w for %s: retry, or wait longer with --wait", err, opts.Wait)
+			}
 			var freed int64
 			for _, e := range removed {
 				freed += e.Bytes

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"path/filepath"
 	"strings"
@@ -98,5 +99,23 @@ func TestCachePruneRejectsNegativeAge(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "--older-than") {
 		t.Errorf("stderr: %s", stderr.String())
+	}
+}
+
+// A prune while a run holds the cache gives up after --wait with one clear line.
+func TestCachePruneBusy(t *testing.T) {
+	root := t.TempDir()
+	t.Setenv("RUNNER_CACHE_DIR", root)
+	l, err := cache.LockShared(context.Background(), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock()
+	var stdout, stderr bytes.Buffer
+	if code := execute([]string{"cache", "prune", "--wait", "50ms"}, &stdout, &stderr); code != exitRunnerError {
+		t.Fatalf("exit %d", code)
+	}
+	if got := stderr.String(); !strings.Contains(got, "in use") || !strings.Contains(got, "--wait") || strings.Count(got, "\n") != 1 {
+		t.Errorf("stderr: %q", got)
 	}
 }
