@@ -12,9 +12,9 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/vmbench/runner/cache"
-
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/vmbench/runner/cache"
 )
 
 // blobStore is a content-addressed directory laid out like an OCI image layout's blobs:

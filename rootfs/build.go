@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/vmbench/runner/cache"
-
 	"github.com/vmbench/runner/oci"
 )
 
