@@ -75,8 +75,9 @@ func scanFiles(dir, area string, want func(string) bool) ([]Entry, error) {
 	return out, nil
 }
 
-// scanKernel lists kernel builds (kernel/FLAVOUR/KEY, last used = its vmlinux's mtime, which
-// the runner refreshes when it boots it) and leftover source trees (kernel/build/*).
+// scanKernel lists kernel builds (kernel/FLAVOUR/KEY; last used = its vmlinux's mtime, i.e.
+// when it was built: runs do not refresh it, and the build a flavour uses now is marked
+// Current, which Prune never removes) and leftover source trees (kernel/build/*).
 func scanKernel(root string) ([]Entry, error) {
 	kdir := filepath.Join(root, AreaKernel)
 	flavours, err := os.ReadDir(kdir)
