@@ -501,7 +501,8 @@ func waitFor(t *testing.T, cond func() bool) {
 
 // TestResetAndLeaks: a driver reset stops the I/O goroutine; the device comes back on new
 // rings; a second activation without a reset is refused; after Close, goroutines and file
-// descriptors are back at their baseline.
+// descriptors are back at their baseline. The baseline may still count a goroutine an earlier
+// test is ending, so the checks are "no more than before", never "exactly as before".
 func TestResetAndLeaks(t *testing.T) {
 	path, disk := image(t, 64<<10)
 	goroutines, fds := runtime.NumGoroutine(), openFDs(t)
@@ -518,7 +519,7 @@ func TestResetAndLeaks(t *testing.T) {
 		t.Fatal("second Activate without a reset accepted")
 	}
 	d.SetReg(mmio.RegStatus, 0)
-	if d.Transport.Active() || runtime.NumGoroutine() != goroutines {
+	if d.Transport.Active() || runtime.NumGoroutine() > goroutines {
 		t.Fatalf("after reset: active %v, %d goroutines (baseline %d)", d.Transport.Active(), runtime.NumGoroutine(), goroutines)
 	}
 	// Broken, then reset and reinitialised: works again.
@@ -541,10 +542,10 @@ func TestResetAndLeaks(t *testing.T) {
 	if err := dev.Activate(virtio.ActivateArgs{}); err == nil {
 		t.Fatal("Activate after Close accepted")
 	}
-	if n := runtime.NumGoroutine(); n != goroutines {
+	if n := runtime.NumGoroutine(); n > goroutines {
 		t.Fatalf("%d goroutines after Close, %d before", n, goroutines)
 	}
-	if n := openFDs(t); n != fds {
+	if n := openFDs(t); n > fds {
 		t.Fatalf("%d open fds after Close, %d before", n, fds)
 	}
 }
