@@ -26,28 +26,38 @@ func TestBadInputIsOneLineAndExit125(t *testing.T) {
 	emptyCache := t.TempDir()
 
 	basic := []string{"run", "--backend", "kvm", "--init", initBin, "--image", "oci:" + layout + ":basic"}
+	// Image errors come before anything backend-specific; the sandbox backend is named so
+	// that a host without KVM does not add auto's fallback warning to the output.
+	image := func(ref string) []string {
+		return []string{"run", "--backend", "sandbox", "--init", initBin, "--image", ref}
+	}
+	_, kvmErr := os.Stat("/dev/kvm")
 	cases := []struct {
-		name string
-		args []string
-		env  map[string]string
-		want string // in the one line
+		name     string
+		args     []string
+		env      map[string]string
+		want     string // in the one line
+		needsKVM bool   // the error comes after the KVM device check
 	}{
-		{"missing image", []string{"run", "--init", initBin, "--image", "oci:" + t.TempDir() + "/none:basic"}, nil, "not found"},
-		{"corrupt layout", []string{"run", "--init", initBin, "--image", "oci:" + corrupt}, nil, "index.json"},
-		{"unreachable registry", []string{"run", "--init", initBin, "--image", "127.0.0.1:1/bench:latest"}, nil, "127.0.0.1:1"},
-		{"unknown registry host", []string{"run", "--init", initBin, "--image", "registry.invalid/bench:latest"}, nil, "registry.invalid"},
-		{"no kernel built", basic, map[string]string{"RUNNER_CACHE_DIR": emptyCache}, "make kernel"},
-		{"missing kernel file", append(basic, "--kernel", "/nonexistent/vmlinux"), nil, "/nonexistent/vmlinux"},
-		{"no /dev/kvm", basic, map[string]string{"RUNNER_KVM_DEVICE": "/nonexistent/kvm"}, "does not exist"},
-		{"/dev/kvm not a KVM device", basic, map[string]string{"RUNNER_KVM_DEVICE": notKVM}, "kvm"},
-		{"zero vcpus", append(basic, "--vcpus", "0"), nil, "--vcpus 0"},
-		{"too little memory", append(basic, "--memory", "1"), nil, "--memory 1"},
-		{"unknown flag", append(basic, "--bogus"), nil, "unknown flag: --bogus"},
-		{"unknown backend", []string{"run", "--backend", "cloud", "--init", initBin, "--image", "x"}, nil, "--backend"},
-		{"bad cpu template", append(basic, "--cpu-template", "fast"), nil, "--cpu-template"},
+		{"missing image", image("oci:" + t.TempDir() + "/none:basic"), nil, "not found", false},
+		{"corrupt layout", image("oci:" + corrupt), nil, "index.json", false},
+		{"unreachable registry", image("127.0.0.1:1/bench:latest"), nil, "127.0.0.1:1", false},
+		{"unknown registry host", image("registry.invalid/bench:latest"), nil, "registry.invalid", false},
+		{"no kernel built", basic, map[string]string{"RUNNER_CACHE_DIR": emptyCache}, "make kernel", true},
+		{"missing kernel file", append(basic, "--kernel", "/nonexistent/vmlinux"), nil, "/nonexistent/vmlinux", true},
+		{"no /dev/kvm", basic, map[string]string{"RUNNER_KVM_DEVICE": "/nonexistent/kvm"}, "does not exist", false},
+		{"/dev/kvm not a KVM device", basic, map[string]string{"RUNNER_KVM_DEVICE": notKVM}, "kvm", false},
+		{"zero vcpus", append(basic, "--vcpus", "0"), nil, "--vcpus 0", false},
+		{"too little memory", append(basic, "--memory", "1"), nil, "--memory 1", false},
+		{"unknown flag", append(basic, "--bogus"), nil, "unknown flag: --bogus", false},
+		{"unknown backend", []string{"run", "--backend", "cloud", "--init", initBin, "--image", "x"}, nil, "--backend", false},
+		{"bad cpu template", append(basic, "--cpu-template", "fast"), nil, "--cpu-template", false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			if c.needsKVM && kvmErr != nil {
+				t.Skipf("this error is reported after the KVM device check, and this host has none: %v", kvmErr)
+			}
 			work := t.TempDir()
 			t.Setenv("RUNNER_WORK_DIR", work)
 			for k, v := range c.env {

@@ -21,6 +21,7 @@ import (
 	"github.com/vmbench/runner/rootfs"
 	"github.com/vmbench/runner/runner"
 	"github.com/vmbench/runner/runner/session"
+	"github.com/vmbench/runner/vmm/kvm"
 )
 
 // runFlags are the flags of `runner run`.
@@ -394,14 +395,17 @@ func (f runFlags) newBackend() (runner.Backend, error) {
 
 // vmBackend returns the microVM backend, after checking what it needs: a usable /dev/kvm
 // and a guest kernel.
+//
+// A bad flag value is reported before anything about the host: it is wrong everywhere.
+// The KVM device comes before the kernel, so a host without KVM is never sent to build one.
 func (f runFlags) vmBackend() (runner.Backend, error) {
-	if err := kvmUsable(); err != nil {
-		return nil, err
-	}
 	switch f.cpuTemplate {
 	case "", "host", "baseline":
 	default:
 		return nil, fmt.Errorf("--cpu-template %q: want host or baseline", f.cpuTemplate)
+	}
+	if err := kvmUsable(); err != nil {
+		return nil, err
 	}
 	k, err := kernel.Locate(f.kernel)
 	if err != nil {
@@ -435,17 +439,19 @@ func kvmDevice() string {
 	return "/dev/kvm"
 }
 
-// kvmUsable reports why the KVM device cannot be used, or nil.
+// kvmUsable reports why the KVM device cannot be used, or nil. It opens the device the way
+// the VMM will (API version, vCPU mapping size), so a file that is not KVM is caught here
+// with a clear line rather than inside the jailed VMM child.
 func kvmUsable() error {
 	dev := kvmDevice()
-	f, err := os.OpenFile(dev, os.O_RDWR, 0)
+	sys, err := kvm.Open(dev)
 	switch {
-	case errors.Is(err, os.ErrNotExist):
+	case errors.Is(err, kvm.ErrNoDevice):
 		return fmt.Errorf("%s does not exist: this host has no KVM (enable virtualisation, load kvm_intel/kvm_amd, or use --backend sandbox)", dev)
-	case errors.Is(err, os.ErrPermission):
+	case errors.Is(err, kvm.ErrPermission):
 		return fmt.Errorf("%s: permission denied — add the user to group kvm (usermod -aG kvm $USER) and log in again", dev)
 	case err != nil:
-		return fmt.Errorf("%s: %w", dev, err)
+		return err
 	}
-	return f.Close()
+	return sys.Close()
 }
