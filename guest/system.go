@@ -112,7 +112,7 @@ func readFile(path string, limit int) ([]byte, error) {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	defer unix.Close(fd)
-	buf := make([]byte, min(limit+1, 64<<10))
+	buf := make([]byte, min(limit+1, 4<<10)) // most reads are small /proc and /etc files; grows by doubling
 	n := 0
 	for {
 		if n == len(buf) {
