@@ -190,3 +190,36 @@ func TestRunIterJSON(t *testing.T) {
 		t.Errorf("stderr reports %d runs, want 3:\n%s", n, stderr.String())
 	}
 }
+
+// --backend auto (the default) falls back to the sandbox when the KVM device is missing or
+// is not KVM: the run succeeds, the report names the sandbox, and one warning says why.
+func TestAutoBackendFallsBackToSandbox(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("the sandbox backend needs root")
+	}
+	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
+		t.Skip("mkfs.ext4 not installed (scripts/install-deps.sh installs it)")
+	}
+	t.Setenv("RUNNER_CACHE_DIR", t.TempDir())
+	layout := writeTestLayout(t, "basic")
+	initBin := runnertest.InitBinary(t)
+	notKVM := filepath.Join(t.TempDir(), "kvm")
+	if err := os.WriteFile(notKVM, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, dev := range []string{"/nonexistent/kvm", notKVM} {
+		t.Run(dev, func(t *testing.T) {
+			t.Setenv("RUNNER_KVM_DEVICE", dev)
+			var stdout, stderr bytes.Buffer
+			code := execute([]string{"run", "--init", initBin, "--json", "--image", "oci:" + layout + ":basic"}, &stdout, &stderr)
+			var j jsonReport
+			if err := json.Unmarshal(stdout.Bytes(), &j); err != nil || code != 0 || j.Backend != "sandbox" || j.Stdout != "hello from vm\n" {
+				t.Fatalf("exit %d, report %+v, %v\nstderr %s", code, j, err, stderr.String())
+			}
+			warn := stderr.String()
+			if strings.Count(warn, "\n") != 1 || !strings.Contains(warn, "sandbox backend") || !strings.Contains(warn, dev) {
+				t.Fatalf("want one warning naming the sandbox and %s, got %q", dev, warn)
+			}
+		})
+	}
+}
