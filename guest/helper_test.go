@@ -7,12 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vmbench/runner/internal/syncbuf"
 	"github.com/vmbench/runner/protocol"
 )
 
@@ -114,18 +114,6 @@ type captured struct {
 	elapsed        time.Duration
 }
 
-// lockedBuffer is a bytes.Buffer safe for the Writer's serialized use plus a final read.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
 // runConfig prepares and runs cfg as an ordinary (non-PID-1) process and decodes the
 // stream it produced.
 func runConfig(t *testing.T, cfg protocol.RunConfig, root Root, cancel <-chan struct{}) captured {
@@ -140,7 +128,7 @@ func runConfig(t *testing.T, cfg protocol.RunConfig, root Root, cancel <-chan st
 		c.err = err
 		return c
 	}
-	var buf lockedBuffer
+	var buf syncbuf.Buffer
 	start := time.Now()
 	grace := cfg.KillGrace
 	if grace == 0 {
@@ -155,7 +143,7 @@ func runConfig(t *testing.T, cfg protocol.RunConfig, root Root, cancel <-chan st
 	}
 	c.exit = exit
 	var out, errb strings.Builder
-	r := protocol.NewReader(&buf.b)
+	r := protocol.NewReader(bytes.NewReader(buf.Bytes()))
 	for {
 		m, err := r.Read()
 		if err == io.EOF {

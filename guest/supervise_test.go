@@ -1,6 +1,7 @@
 package guest
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vmbench/runner/internal/syncbuf"
 	"github.com/vmbench/runner/protocol"
 )
 
@@ -198,7 +200,7 @@ func TestSendOutputs(t *testing.T) {
 	unix.Mkfifo(dir+"/fifo", 0o644)
 	os.WriteFile(dir+"/toolarge", make([]byte, 100), 0o644)
 
-	var buf lockedBuffer
+	var buf syncbuf.Buffer
 	w := protocol.NewWriter(&buf)
 	paths := []string{dir + "/big", dir + "/missing", dir + "/adir", dir + "/fifo"}
 	if err := SendOutputs(w, paths, 0, make([]byte, protocol.HeaderSize+protocol.MaxChunk)); err != nil {
@@ -207,7 +209,7 @@ func TestSendOutputs(t *testing.T) {
 	if err := SendOutputs(w, []string{dir + "/toolarge"}, 99, make([]byte, 64)); err != nil {
 		t.Fatal(err)
 	}
-	r := protocol.NewReader(&buf.b)
+	r := protocol.NewReader(bytes.NewReader(buf.Bytes()))
 	next := func() protocol.Message {
 		m, err := r.Read()
 		if err != nil {

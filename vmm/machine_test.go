@@ -10,10 +10,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/vmbench/runner/internal/syncbuf"
 	"github.com/vmbench/runner/vmm"
 	"github.com/vmbench/runner/vmm/arch/x86"
 	"github.com/vmbench/runner/vmm/devices/virtio"
@@ -22,23 +22,8 @@ import (
 	"github.com/vmbench/runner/vmm/vmmtest"
 )
 
-// console is a concurrency-safe console sink.
-type console struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (c *console) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.b.Write(p)
-}
-
-func (c *console) String() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.b.String()
-}
+// console is a concurrency-safe console sink the test watches as the guest writes.
+type console struct{ syncbuf.Buffer }
 
 // waitFor polls until the console contains s (the guest got that far).
 func (c *console) waitFor(t *testing.T, s string) {

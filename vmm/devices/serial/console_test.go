@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/vmbench/runner/internal/syncbuf"
 )
 
 // blockingWriter blocks every Write until release is closed.
 type blockingWriter struct {
 	release chan struct{}
-	buf     syncBuf
+	buf     syncbuf.Buffer
 }
 
 func (w *blockingWriter) Write(p []byte) (int, error) {
@@ -31,7 +33,7 @@ func TestConsoleNeverBlocksAndCountsDrops(t *testing.T) {
 	}
 	close(w.release)
 	c.Close()
-	got := w.buf.b.String()
+	got := w.buf.String()
 	if len(got)+int(c.Dropped()) != 5+1000 {
 		t.Errorf("written %d + dropped %d != 1005", len(got), c.Dropped())
 	}

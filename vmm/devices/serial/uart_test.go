@@ -1,9 +1,10 @@
 package serial
 
 import (
-	"bytes"
 	"sync"
 	"testing"
+
+	"github.com/vmbench/runner/internal/syncbuf"
 )
 
 // irqRecorder records interrupt-line levels.
@@ -33,25 +34,14 @@ func rd(u *UART, off uint64) uint8 {
 
 func wr(u *UART, off uint64, v uint8) { u.Write(off, []byte{v}) }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
 func TestTransmit(t *testing.T) {
-	var out syncBuf
+	var out syncbuf.Buffer
 	u := New(&out, nil)
 	for _, c := range []byte("hi\n") {
 		wr(u, regData, c)
 	}
-	if out.b.String() != "hi\n" {
-		t.Errorf("out %q", out.b.String())
+	if out.String() != "hi\n" {
+		t.Errorf("out %q", out.String())
 	}
 	if lsr := rd(u, regLSR); lsr != lsrTHRE|lsrTEMT {
 		t.Errorf("LSR %#x", lsr)
@@ -61,7 +51,7 @@ func TestTransmit(t *testing.T) {
 // TestLinuxProbe follows what drivers/tty/serial/8250/8250_port.c autoconfig() checks
 // before it reports "ttyS0 ... is a 16550A".
 func TestLinuxProbe(t *testing.T) {
-	var out syncBuf
+	var out syncbuf.Buffer
 	u := New(&out, nil)
 	// Scratch register.
 	wr(u, regSCR, 0xa5)
@@ -81,7 +71,7 @@ func TestLinuxProbe(t *testing.T) {
 	}
 	// Loopback data comes back on RBR and is not transmitted.
 	wr(u, regData, 'x')
-	if rd(u, regLSR)&lsrDR == 0 || rd(u, regData) != 'x' || out.b.Len() != 0 {
+	if rd(u, regLSR)&lsrDR == 0 || rd(u, regData) != 'x' || out.Len() != 0 {
 		t.Error("loopback data")
 	}
 	wr(u, regMCR, 0)
@@ -109,7 +99,7 @@ func TestLinuxProbe(t *testing.T) {
 // TestTHREInterrupt: the THR-empty interrupt follows qemu's rules (and passes Linux's
 // UART_BUG_THRE test), and IRQ 4 follows IIR.
 func TestTHREInterrupt(t *testing.T) {
-	var out syncBuf
+	var out syncbuf.Buffer
 	irq := &irqRecorder{}
 	u := New(&out, irq)
 	if irq.high() {
