@@ -11,9 +11,9 @@ import (
 
 // SandboxBackend runs the machine without a VM (package runner/sandbox): the same image and
 // init, in namespaces on the host kernel. VCPUs restricts CPU affinity; MemoryMiB and the
-// CPU count become cgroup v2 limits where the host's unified hierarchy offers them.
+// CPU count become cgroup limits where the host offers the controllers (v2, else v1).
 type SandboxBackend struct {
-	// Pids limits the number of processes (cgroup v2 pids.max); 0 = unlimited.
+	// Pids limits the number of processes (pids.max); 0 = unlimited.
 	Pids int64
 }
 

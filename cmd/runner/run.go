@@ -92,7 +92,7 @@ The guest kernel is --kernel, else $RUNNER_KERNEL, else the one "make kernel" bu
 	fl.StringVar(&f.format, "rootfs", "ext4", "root filesystem: ext4 or squashfs (read-only, with a tmpfs overlay)")
 	fl.IntVar(&f.diskMiB, "disk", 0, "ext4 image size in MiB (default: content plus headroom)")
 	fl.IntVar(&f.vcpus, "vcpus", 0, fmt.Sprintf("virtual CPUs, 1-%d (sandbox: CPU affinity and cgroup quota; default: kvm %d, sandbox all)", maxVCPUs, runner.DefaultVCPUs))
-	fl.IntVar(&f.memoryMiB, "memory", 0, fmt.Sprintf("memory in MiB, at least %d (sandbox: cgroup v2 memory.max where available; default: kvm %d)", minMemoryMiB, runner.DefaultMemoryMiB))
+	fl.IntVar(&f.memoryMiB, "memory", 0, fmt.Sprintf("memory in MiB, at least %d (sandbox: a cgroup memory limit where available; default: kvm %d)", minMemoryMiB, runner.DefaultMemoryMiB))
 	fl.StringVar(&f.initBin, "init", "", "guest init binary (default: bencher-init next to the runner)")
 	fl.BoolVar(&f.allowPerf, "allow-perf", false, "let the command use perf_event_open")
 	fl.BoolVar(&f.console, "console", false, "print the guest console (kernel and init log) on stderr")

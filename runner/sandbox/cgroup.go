@@ -5,35 +5,171 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// Limits bound the sandbox's resources through cgroup v2. Zero fields are unlimited.
+// Limits bound the sandbox's resources through cgroups. Zero fields are unlimited.
 type Limits struct {
-	MemoryBytes int64   // memory.max (and memory.swap.max 0)
+	MemoryBytes int64   // memory.max (and no swap)
 	Pids        int64   // pids.max
-	CPUs        float64 // cpu.max quota in CPUs (1.5 = 150 ms per 100 ms)
+	CPUs        float64 // CFS quota in CPUs (1.5 = 150 ms per 100 ms)
 }
 
 func (l Limits) zero() bool { return l.MemoryBytes == 0 && l.Pids == 0 && l.CPUs == 0 }
 
-// cgroup is a cgroup v2 directory created for one sandbox.
-type cgroup struct {
-	dir string
-	fd  int // O_PATH descriptor for clone3(CLONE_INTO_CGROUP)
+// neededControllers lists the cgroup controllers the limits need.
+func (l Limits) neededControllers() []string {
+	var c []string
+	if l.MemoryBytes > 0 {
+		c = append(c, "memory")
+	}
+	if l.Pids > 0 {
+		c = append(c, "pids")
+	}
+	if l.CPUs > 0 {
+		c = append(c, "cpu")
+	}
+	return c
 }
 
-// cgroup2Mount returns where the unified (v2) hierarchy is mounted, from mountinfo text.
-func cgroup2Mount(mountinfo []byte) string {
+// cpuPeriod is the CFS period the CPU quota is expressed in, in microseconds.
+const cpuPeriod = 100000
+
+// cgroup holds the control groups of one sandbox. On a cgroup v2 host it is one directory
+// and the init is cloned straight into it (CLONE_INTO_CGROUP through fd). On a host whose
+// controllers are still on cgroup v1 hierarchies it is one directory per controller, and the
+// init is moved into them (procs) right after it starts: before the host has sent its run
+// configuration, so before anything of the image runs.
+type cgroup struct {
+	version int
+	dirs    []string   // v2: one; v1: one per controller
+	fd      int        // v2: O_PATH descriptor of dirs[0]; -1 on v1
+	procs   []*os.File // v1: each directory's cgroup.procs, opened before the sandbox's root is entered
+	memory  string     // the directory holding the memory controller's files, or ""
+}
+
+// newCgroup creates the sandbox's control groups below the runner's own. It returns nil
+// when there are no limits, and nil with a warning when this host offers no way to apply
+// them: a missing controller is not an error, but the user must know the run is unbounded.
+func newCgroup(l Limits) (*cgroup, error) {
+	if l.zero() {
+		return nil, nil
+	}
+	mountinfo, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: cgroup: %w", err)
+	}
+	own, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: cgroup: %w", err)
+	}
+	cg, why2, err := newCgroup2(l, mountinfo, own)
+	if cg != nil || err != nil {
+		return cg, err
+	}
+	cg, why1, err := newCgroup1(l, mountinfo, own)
+	if cg != nil || err != nil {
+		return cg, err
+	}
+	slog.Warn("sandbox: resource limits not applied: this host offers no cgroup controllers for them",
+		"limits", strings.Join(l.neededControllers(), ","), "cgroup2", why2, "cgroup1", why1)
+	return nil, nil
+}
+
+// newGroupName is a fresh directory name for one sandbox's cgroup.
+func newGroupName() string {
+	var id [6]byte
+	rand.Read(id[:])
+	return "bencher-sandbox-" + hex.EncodeToString(id[:])
+}
+
+// write sets one control file of dir.
+func writeControl(dir, file, value string) error {
+	if err := os.WriteFile(filepath.Join(dir, file), []byte(value), 0); err != nil {
+		return fmt.Errorf("sandbox: cgroup %s = %s: %w", filepath.Join(dir, file), value, err)
+	}
+	return nil
+}
+
+// attach moves the started init into the v1 groups (a v2 init was cloned into its group).
+// Precondition: may run after the sandbox's root is entered (it writes through procs).
+func (cg *cgroup) attach(pid int) error {
+	for _, f := range cg.procs {
+		if _, err := f.WriteString(strconv.Itoa(pid)); err != nil {
+			return fmt.Errorf("sandbox: cgroup: move init into %s: %w", f.Name(), err)
+		}
+	}
+	return nil
+}
+
+// oomKills returns how many processes the memory controller killed, 0 if unknown
+// (v2 memory.events, v1 memory.oom_control: both have an "oom_kill N" line).
+func (cg *cgroup) oomKills() int64 {
+	if cg.memory == "" {
+		return 0
+	}
+	file := "memory.events"
+	if cg.version == 1 {
+		file = "memory.oom_control"
+	}
+	b, err := os.ReadFile(filepath.Join(cg.memory, file))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// remove deletes the groups; they must be empty (the sandbox's processes are gone). The
+// kernel may still be tearing down the last of the PID namespace's processes when the init
+// has been reaped, so a busy group is retried for a moment.
+func (cg *cgroup) remove() {
+	if cg.fd >= 0 {
+		unix.Close(cg.fd)
+		cg.fd = -1
+	}
+	for _, f := range cg.procs {
+		f.Close()
+	}
+	cg.procs = nil
+	for _, dir := range cg.dirs {
+		deadline := time.Now().Add(2 * time.Second)
+		for {
+			err := unix.Rmdir(dir)
+			if err == unix.EBUSY && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+				continue
+			}
+			if err != nil && err != unix.ENOENT {
+				slog.Warn("sandbox: remove cgroup", "cgroup", dir, "err", err)
+			}
+			break
+		}
+	}
+}
+
+// mountEntry is one line of /proc/self/mountinfo, as far as cgroups need it.
+type mountEntry struct {
+	root, point, fstype string
+	superOpts           []string
+}
+
+// parseMountinfo reads the cgroup and cgroup2 mounts of /proc/self/mountinfo text.
+func parseMountinfo(mountinfo []byte) []mountEntry {
+	var out []mountEntry
 	s := bufio.NewScanner(bytes.NewReader(mountinfo))
 	for s.Scan() {
 		// id parent maj:min root mountpoint options [optional...] - fstype source superopts
@@ -41,13 +177,16 @@ func cgroup2Mount(mountinfo []byte) string {
 		if !ok {
 			continue
 		}
-		if f := strings.Fields(post); len(f) > 0 && f[0] == "cgroup2" {
-			if pf := strings.Fields(pre); len(pf) >= 5 {
-				return unescapeMountinfo(pf[4])
-			}
+		pf, f := strings.Fields(pre), strings.Fields(post)
+		if len(pf) < 5 || len(f) < 3 || (f[0] != "cgroup" && f[0] != "cgroup2") {
+			continue
 		}
+		out = append(out, mountEntry{
+			root: unescapeMountinfo(pf[3]), point: unescapeMountinfo(pf[4]),
+			fstype: f[0], superOpts: strings.Split(f[2], ","),
+		})
 	}
-	return ""
+	return out
 }
 
 // unescapeMountinfo undoes the octal escapes (\040 for space, ...) of /proc/*/mountinfo.
@@ -69,143 +208,14 @@ func unescapeMountinfo(s string) string {
 	return b.String()
 }
 
-// ownCgroup2Path returns this process's cgroup in the v2 hierarchy ("0::/path").
-func ownCgroup2Path(procCgroup []byte) string {
-	for _, line := range strings.Split(string(procCgroup), "\n") {
-		if p, ok := strings.CutPrefix(line, "0::"); ok {
-			return p
+// groupDir is where a process's group (own, as /proc/self/cgroup gives it) lives under a
+// mount of its hierarchy whose root is m.root.
+func (m mountEntry) groupDir(own string) string {
+	rel := own
+	if m.root != "/" {
+		if r, ok := strings.CutPrefix(own, m.root); ok && (r == "" || r[0] == '/') {
+			rel = r
 		}
 	}
-	return ""
-}
-
-// neededControllers lists the cgroup v2 controllers the limits need.
-func (l Limits) neededControllers() []string {
-	var c []string
-	if l.MemoryBytes > 0 {
-		c = append(c, "memory")
-	}
-	if l.Pids > 0 {
-		c = append(c, "pids")
-	}
-	if l.CPUs > 0 {
-		c = append(c, "cpu")
-	}
-	return c
-}
-
-// newCgroup creates a cgroup with the limits under the runner's own cgroup v2 group, when
-// the hierarchy exists and offers the needed controllers. It returns nil (and logs at debug
-// level) when limits cannot be applied on this host; that is not an error.
-func newCgroup(l Limits) (*cgroup, error) {
-	if l.zero() {
-		return nil, nil
-	}
-	mountinfo, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil, fmt.Errorf("sandbox: cgroup: %w", err)
-	}
-	mnt := cgroup2Mount(mountinfo)
-	own, _ := os.ReadFile("/proc/self/cgroup")
-	if mnt == "" {
-		slog.Debug("sandbox: no cgroup v2 hierarchy; running without limits")
-		return nil, nil
-	}
-	parent := filepath.Join(mnt, ownCgroup2Path(own))
-	available, _ := os.ReadFile(filepath.Join(parent, "cgroup.controllers"))
-	have := strings.Fields(string(available))
-	var missing []string
-	for _, c := range l.neededControllers() {
-		if !slices.Contains(have, c) {
-			missing = append(missing, c)
-		}
-	}
-	if len(missing) > 0 {
-		slog.Debug("sandbox: cgroup v2 controllers unavailable; running without limits",
-			"cgroup", parent, "missing", missing, "available", have)
-		return nil, nil
-	}
-	// Delegate the controllers to children (fails if parent is a non-root group holding
-	// processes: the "no internal processes" rule; then there is nothing we may do).
-	var enable []string
-	for _, c := range l.neededControllers() {
-		enable = append(enable, "+"+c)
-	}
-	if err := os.WriteFile(filepath.Join(parent, "cgroup.subtree_control"), []byte(strings.Join(enable, " ")), 0); err != nil {
-		slog.Debug("sandbox: cannot delegate cgroup controllers; running without limits", "cgroup", parent, "err", err)
-		return nil, nil
-	}
-	var id [6]byte
-	rand.Read(id[:])
-	dir := filepath.Join(parent, "bencher-sandbox-"+hex.EncodeToString(id[:]))
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("sandbox: cgroup: %w", err)
-	}
-	cg := &cgroup{dir: dir, fd: -1}
-	if err := cg.apply(l); err != nil {
-		cg.remove()
-		return nil, err
-	}
-	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		cg.remove()
-		return nil, fmt.Errorf("sandbox: cgroup: %w", err)
-	}
-	cg.fd = fd
-	return cg, nil
-}
-
-func (cg *cgroup) apply(l Limits) error {
-	write := func(file, value string) error {
-		if err := os.WriteFile(filepath.Join(cg.dir, file), []byte(value), 0); err != nil {
-			return fmt.Errorf("sandbox: cgroup %s = %s: %w", file, value, err)
-		}
-		return nil
-	}
-	if l.MemoryBytes > 0 {
-		if err := write("memory.max", strconv.FormatInt(l.MemoryBytes, 10)); err != nil {
-			return err
-		}
-		if err := write("memory.swap.max", "0"); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-	}
-	if l.Pids > 0 {
-		if err := write("pids.max", strconv.FormatInt(l.Pids, 10)); err != nil {
-			return err
-		}
-	}
-	if l.CPUs > 0 {
-		const period = 100000
-		if err := write("cpu.max", fmt.Sprintf("%d %d", int64(l.CPUs*period), period)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// oomKills returns memory.events' oom_kill count, 0 if unknown.
-func (cg *cgroup) oomKills() int64 {
-	b, err := os.ReadFile(filepath.Join(cg.dir, "memory.events"))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			return n
-		}
-	}
-	return 0
-}
-
-// remove deletes the cgroup; it must be empty (the sandbox's processes are gone).
-func (cg *cgroup) remove() {
-	if cg.fd >= 0 {
-		unix.Close(cg.fd)
-		cg.fd = -1
-	}
-	if err := unix.Rmdir(cg.dir); err != nil && err != unix.ENOENT {
-		slog.Warn("sandbox: remove cgroup", "cgroup", cg.dir, "err", err)
-	}
+	return filepath.Join(m.point, rel)
 }

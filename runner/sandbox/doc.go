@@ -6,8 +6,10 @@
 // or read-only under a tmpfs overlay (squashfs), populates a minimal /dev (null, zero, full,
 // random, urandom, tty, ptmx), pivot_roots into it and starts /.bencher/init --fd=3 as PID 1
 // of new PID, network, UTS, IPC and cgroup namespaces, with one end of a Unix socket pair as
-// fd 3 (the protocol connection) and, when the host's cgroup v2 hierarchy has the
-// controllers, inside a fresh cgroup carrying the memory, pids and CPU limits.
+// fd 3 (the protocol connection) and inside fresh cgroups carrying the memory, pids and CPU
+// limits: a v2 group it is cloned into when the unified hierarchy has the controllers, else
+// v1 groups it is moved into before the host sends it anything (hybrid and v1-only hosts).
+// Without either, the run goes on unbounded and says so in a warning.
 //
 // Cleanup does not depend on the runner: every mount lives only in the sandbox's mount
 // namespace and disappears with it, the loop device detaches itself when unmounted, and the

@@ -30,10 +30,10 @@ type Config struct {
 	// Init is the init's path inside the image; "" means DefaultInit.
 	Init string
 	// CPUs restricts the sandbox to the first CPUs of those the runner may use (scheduler
-	// affinity, which nproc and sched_getaffinity see) and, with cgroup v2, to that much CPU
-	// time; 0 means no restriction.
+	// affinity, which nproc and sched_getaffinity see) and, through the CPU controller, to that
+	// much CPU time; 0 means no restriction.
 	CPUs int
-	// Limits are applied through cgroup v2 when the host offers the controllers.
+	// Limits are applied through cgroups (v2, else v1) when the host offers the controllers.
 	Limits Limits
 	// Console receives the init's own stdout and stderr (its log); nil logs each line with
 	// slog at debug level.
@@ -184,7 +184,7 @@ func (s *Sandbox) startInit(cfg Config, l rootLayout, loopDev string, guest, con
 		// This thread lives until the init exits, so the init dies with the runner only.
 		Pdeathsig: syscall.SIGKILL,
 	}
-	if s.cg != nil {
+	if s.cg != nil && s.cg.fd >= 0 {
 		sys.UseCgroupFD, sys.CgroupFD = true, s.cg.fd
 	}
 	p, err := os.StartProcess(cfg.Init, []string{cfg.Init, "--fd=3"}, &os.ProcAttr{
@@ -195,6 +195,13 @@ func (s *Sandbox) startInit(cfg Config, l rootLayout, loopDev string, guest, con
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: start init: %w", err)
+	}
+	if s.cg != nil {
+		if err := s.cg.attach(p.Pid); err != nil {
+			p.Kill()
+			p.Wait()
+			return nil, err
+		}
 	}
 	s.pid = p.Pid
 	return p, nil

@@ -244,23 +244,6 @@ func TestDetectFormat(t *testing.T) {
 	}
 }
 
-func TestCgroupParsing(t *testing.T) {
-	mi := []byte("24 27 0:6 / /dev rw - devtmpfs devtmpfs rw\n41 31 0:38 / /sys/fs/cgroup/uni\\040fied rw,relatime - cgroup2 cgroup2 rw\n")
-	if got := cgroup2Mount(mi); got != "/sys/fs/cgroup/uni fied" {
-		t.Errorf("cgroup2Mount = %q", got)
-	}
-	if got := ownCgroup2Path([]byte("4:memory:/x\n0::/user.slice/a\n")); got != "/user.slice/a" {
-		t.Errorf("ownCgroup2Path = %q", got)
-	}
-	if got := (Limits{MemoryBytes: 1, CPUs: 1}).neededControllers(); strings.Join(got, ",") != "memory,cpu" {
-		t.Errorf("controllers %v", got)
-	}
-	// On a host without the controllers (like a cgroup v1 machine) limits are skipped.
-	if cg, err := newCgroup(Limits{}); cg != nil || err != nil {
-		t.Errorf("no limits: %v %v", cg, err)
-	}
-}
-
 func fileSum(t *testing.T, path string) [32]byte {
 	t.Helper()
 	f, err := os.Open(path)
