@@ -49,7 +49,7 @@ const RootfsName = "rootfs.img"
 // Instance is a started machine. An Instance may also report, after Wait:
 //
 //	BootTime() time.Duration  // the boot timer's stamp (Timings.BootTimer)
-//	OOMKilled() bool          // the host saw an OOM kill (ORed into Exit.OOMKilled)
+//	OOMKilled() (killed, known bool) // the host's verdict; when known it replaces Exit.OOMKilled
 //	VCPUs() int               // the vCPUs it ran with, when Machine.VCPUs was 0
 type Instance interface {
 	// Conn returns the init's protocol connection once the guest has connected.
@@ -348,8 +348,12 @@ func runMachine(ctx context.Context, cfg Config, backend Backend, m Machine, rc 
 	}
 	stopped = true
 	res.Timings.Shutdown = time.Since(t)
-	if o, ok := inst.(interface{ OOMKilled() bool }); ok && o.OOMKilled() {
-		res.Exit.OOMKilled = true
+	// The init counts OOM kills in its kernel's /proc/vmstat: the run's own in a VM, but the
+	// whole host's in the sandbox, where the sandbox's memory cgroup knows better.
+	if o, ok := inst.(interface{ OOMKilled() (bool, bool) }); ok {
+		if killed, known := o.OOMKilled(); known {
+			res.Exit.OOMKilled = killed
+		}
 	}
 	if b, ok := inst.(interface{ BootTime() time.Duration }); ok {
 		res.Timings.BootTimer = b.BootTime()

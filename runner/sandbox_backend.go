@@ -63,8 +63,11 @@ func (i sandboxInstance) Wait() error {
 	return nil
 }
 
-// OOMKilled reports an OOM kill seen by the sandbox's cgroup (false without cgroup limits).
-func (i sandboxInstance) OOMKilled() bool { return i.sb.OOMKilled() }
+// OOMKilled reports an OOM kill seen by the sandbox's memory cgroup; known is false when
+// the sandbox has none (no memory limit, or none available on this host).
+func (i sandboxInstance) OOMKilled() (killed, known bool) {
+	return i.sb.OOMKilled(), i.sb.HasMemoryLimit()
+}
 
 // VCPUs reports how many CPUs the sandbox could use.
 func (i sandboxInstance) VCPUs() int { return i.sb.CPUs() }
