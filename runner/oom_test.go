@@ -54,8 +54,9 @@ func TestSandboxOOMVerdictIsTheRunsOwn(t *testing.T) {
 	var wg sync.WaitGroup
 	var b *Result
 	var bErr error
-	wg.Go(func() { b, bErr = Run(context.Background(), bystander, SandboxBackend{}) }) // no t.Fatal off the test goroutine
-	time.Sleep(time.Second)                                                            // the bystander's command is running
+	// Run, not run: no t.Fatal off the test goroutine.
+	wg.Go(func() { b, bErr = Run(context.Background(), bystander, SandboxBackend{}) })
+	time.Sleep(time.Second) // the bystander's command is running
 	if o := run(t, hog); !o.res.Exit.OOMKilled {
 		t.Fatalf("hog: exit %+v, want OOM-killed", o.res.Exit)
 	}
