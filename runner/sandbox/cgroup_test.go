@@ -162,3 +162,26 @@ func TestSandboxCPUQuota(t *testing.T) {
 		t.Fatalf("cpu.stat %q: never throttled", stat)
 	}
 }
+
+// A hierarchy without the needed controllers is "not available", with the reason, not an
+// error: newCgroup then warns and the run goes on unbounded.
+func TestCgroupUnavailableReasons(t *testing.T) {
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "cgroup.controllers"), []byte("hugetlb\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mi := []byte("40 30 0:37 / " + root + " rw,relatime - cgroup2 cgroup2 rw\n")
+	own := []byte("0::/\n")
+	l := Limits{MemoryBytes: 64 << 20, Pids: 10}
+	cg, why, err := newCgroup2(l, mi, own)
+	if cg != nil || err != nil || !strings.Contains(why, "memory,pids") {
+		t.Errorf("v2 without controllers: %v %q %v", cg, why, err)
+	}
+	cg, why, err = newCgroup1(l, mi, own)
+	if cg != nil || err != nil || why != "no v1 hierarchy for memory,pids" {
+		t.Errorf("no v1 hierarchies: %v %q %v", cg, why, err)
+	}
+	if cg, why, err = newCgroup2(l, nil, own); cg != nil || err != nil || why != "no cgroup2 mount" {
+		t.Errorf("no cgroup2 mount: %v %q %v", cg, why, err)
+	}
+}
