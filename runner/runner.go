@@ -48,9 +48,9 @@ const RootfsName = "rootfs.img"
 
 // Instance is a started machine. An Instance may also report, after Wait:
 //
-//	BootTime() time.Duration  // the boot timer's stamp (Timings.BootTimer)
+//	BootTime() time.Duration         // the boot timer's stamp (Timings.BootTimer)
 //	OOMKilled() (killed, known bool) // the host's verdict; when known it replaces Exit.OOMKilled
-//	VCPUs() int               // the vCPUs it ran with, when Machine.VCPUs was 0
+//	VCPUs() int                      // the vCPUs it ran with, when Machine.VCPUs was 0
 type Instance interface {
 	// Conn returns the init's protocol connection once the guest has connected.
 	Conn(ctx context.Context) (net.Conn, error)
