@@ -91,7 +91,7 @@ func newGroupName() string {
 	return "bencher-sandbox-" + hex.EncodeToString(id[:])
 }
 
-// write sets one control file of dir.
+// writeControl sets one control file of dir.
 func writeControl(dir, file, value string) error {
 	if err := os.WriteFile(filepath.Join(dir, file), []byte(value), 0); err != nil {
 		return fmt.Errorf("sandbox: cgroup %s = %s: %w", filepath.Join(dir, file), value, err)

@@ -12,7 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// cgroup2Mount returns where the unified (v2) hierarchy is mounted, or "".
+// cgroup2Mount returns the mount of the unified (v2) hierarchy, if there is one.
 func cgroup2Mount(mounts []mountEntry) (mountEntry, bool) {
 	for _, m := range mounts {
 		if m.fstype == "cgroup2" {
