@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -97,6 +98,12 @@ func writeControl(dir, file, value string) error {
 		return fmt.Errorf("sandbox: cgroup %s = %s: %w", filepath.Join(dir, file), value, err)
 	}
 	return nil
+}
+
+// notPermitted reports a hierarchy the runner may not create groups in (mounted read-only,
+// as in many containers, or not delegated to this user): no limits here, not a failure.
+func notPermitted(err error) bool {
+	return errors.Is(err, unix.EROFS) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM)
 }
 
 // attach moves the started init into the v1 groups (a v2 init was cloned into its group).

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/vmbench/runner/protocol"
 	"github.com/vmbench/runner/runner/session"
 )
@@ -183,5 +185,23 @@ func TestCgroupUnavailableReasons(t *testing.T) {
 	}
 	if cg, why, err = newCgroup2(l, nil, own); cg != nil || err != nil || why != "no cgroup2 mount" {
 		t.Errorf("no cgroup2 mount: %v %q %v", cg, why, err)
+	}
+}
+
+// A hierarchy the runner may not write to (read-only, as in many containers) means no
+// limits, with the reason, rather than a failed start.
+func TestCgroupReadOnlyHierarchy(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to mount a read-only tmpfs")
+	}
+	root := t.TempDir()
+	if err := unix.Mount("tmpfs", root, "tmpfs", unix.MS_RDONLY, ""); err != nil {
+		t.Skipf("cannot mount a read-only tmpfs here: %v", err)
+	}
+	defer unix.Unmount(root, unix.MNT_DETACH)
+	mi := []byte("34 30 0:31 / " + root + " rw,relatime - cgroup cgroup rw,memory\n")
+	cg, why, err := newCgroup1(Limits{MemoryBytes: 64 << 20}, mi, []byte("4:memory:/\n"))
+	if cg != nil || err != nil || !strings.Contains(why, "read-only") {
+		t.Fatalf("read-only v1 hierarchy: %v %q %v", cg, why, err)
 	}
 }

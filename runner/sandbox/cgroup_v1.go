@@ -59,6 +59,9 @@ func newCgroup1(l Limits, mountinfo, own []byte) (*cgroup, string, error) {
 		}
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			cg.remove()
+			if notPermitted(err) {
+				return nil, err.Error(), nil
+			}
 			return nil, "", fmt.Errorf("sandbox: cgroup: %w", err)
 		}
 		cg.dirs = append(cg.dirs, dir)

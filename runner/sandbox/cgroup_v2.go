@@ -62,6 +62,9 @@ func newCgroup2(l Limits, mountinfo, own []byte) (*cgroup, string, error) {
 	}
 	dir := filepath.Join(parent, newGroupName())
 	if err := os.Mkdir(dir, 0o755); err != nil {
+		if notPermitted(err) {
+			return nil, err.Error(), nil
+		}
 		return nil, "", fmt.Errorf("sandbox: cgroup: %w", err)
 	}
 	cg := &cgroup{version: 2, dirs: []string{dir}, fd: -1}
