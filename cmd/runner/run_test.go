@@ -69,13 +69,7 @@ func TestRunFlagConflicts(t *testing.T) {
 
 // runner run end to end on the sandbox backend: output, exit codes, timeout, output files.
 func TestRunSandbox(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("the sandbox backend needs root")
-	}
-	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
-		t.Skip("mkfs.ext4 not installed (scripts/install-deps.sh installs it)")
-	}
-	t.Setenv("RUNNER_CACHE_DIR", t.TempDir())
+	sandboxTest(t)
 	layout := writeTestLayout(t, "basic", "exit", "timeout", "output", "stderr")
 	initBin := runnertest.InitBinary(t)
 	outDir := filepath.Join(t.TempDir(), "out")
@@ -114,13 +108,7 @@ func TestRunSandbox(t *testing.T) {
 // --json prints one object with the result and the command's stdout; RUNNER_WORK_DIR holds
 // the run's files while it runs and nothing afterwards.
 func TestRunJSON(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("the sandbox backend needs root")
-	}
-	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
-		t.Skip("mkfs.ext4 not installed (scripts/install-deps.sh installs it)")
-	}
-	t.Setenv("RUNNER_CACHE_DIR", t.TempDir())
+	sandboxTest(t)
 	work := t.TempDir()
 	t.Setenv("RUNNER_WORK_DIR", work)
 	layout := writeTestLayout(t, "basic", "timeout")
@@ -158,13 +146,7 @@ func TestRunJSON(t *testing.T) {
 
 // --iter N runs N times; with --json the report lists every run and a summary.
 func TestRunIterJSON(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("the sandbox backend needs root")
-	}
-	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
-		t.Skip("mkfs.ext4 not installed (scripts/install-deps.sh installs it)")
-	}
-	t.Setenv("RUNNER_CACHE_DIR", t.TempDir())
+	sandboxTest(t)
 	t.Setenv("RUNNER_WORK_DIR", t.TempDir())
 	layout := writeTestLayout(t, "basic")
 	initBin := runnertest.InitBinary(t)
@@ -194,13 +176,7 @@ func TestRunIterJSON(t *testing.T) {
 // --backend auto (the default) falls back to the sandbox when the KVM device is missing or
 // is not KVM: the run succeeds, the report names the sandbox, and one warning says why.
 func TestAutoBackendFallsBackToSandbox(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("the sandbox backend needs root")
-	}
-	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
-		t.Skip("mkfs.ext4 not installed (scripts/install-deps.sh installs it)")
-	}
-	t.Setenv("RUNNER_CACHE_DIR", t.TempDir())
+	sandboxTest(t)
 	layout := writeTestLayout(t, "basic")
 	initBin := runnertest.InitBinary(t)
 	notKVM := filepath.Join(t.TempDir(), "kvm")
@@ -222,4 +198,17 @@ func TestAutoBackendFallsBackToSandbox(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sandboxTest skips unless this host can run the sandbox backend (root, mkfs.ext4) and
+// gives the test a cache of its own.
+func sandboxTest(t *testing.T) {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Skip("the sandbox backend needs root")
+	}
+	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
+		t.Skip("mkfs.ext4 not installed (scripts/install-deps.sh installs it)")
+	}
+	t.Setenv("RUNNER_CACHE_DIR", t.TempDir())
 }
