@@ -50,11 +50,12 @@ const cpuPeriod = 100000
 // init is moved into them (procs) right after it starts: before the host has sent its run
 // configuration, so before anything of the image runs.
 type cgroup struct {
-	version int
-	dirs    []string   // v2: one; v1: one per controller
-	fd      int        // v2: O_PATH descriptor of dirs[0]; -1 on v1
-	procs   []*os.File // v1: each directory's cgroup.procs, opened before the sandbox's root is entered
-	memory  string     // the directory holding the memory controller's files, or ""
+	dirs  []string   // v2: one; v1: one per controller
+	fd    int        // v2: O_PATH descriptor of dirs[0]; -1 on v1
+	procs []*os.File // v1: each directory's cgroup.procs, opened before the sandbox's root is entered
+	// oomEvents is the memory controller's file with the "oom_kill N" line (v2
+	// memory.events, v1 memory.oom_control), or "" without a memory limit.
+	oomEvents string
 }
 
 // newCgroup creates the sandbox's control groups below the runner's own. It returns nil
@@ -117,17 +118,12 @@ func (cg *cgroup) attach(pid int) error {
 	return nil
 }
 
-// oomKills returns how many processes the memory controller killed, 0 if unknown
-// (v2 memory.events, v1 memory.oom_control: both have an "oom_kill N" line).
+// oomKills returns how many processes the memory controller killed, 0 if unknown.
 func (cg *cgroup) oomKills() int64 {
-	if cg.memory == "" {
+	if cg.oomEvents == "" {
 		return 0
 	}
-	file := "memory.events"
-	if cg.version == 1 {
-		file = "memory.oom_control"
-	}
-	b, err := os.ReadFile(filepath.Join(cg.memory, file))
+	b, err := os.ReadFile(cg.oomEvents)
 	if err != nil {
 		return 0
 	}

@@ -11,7 +11,7 @@ import (
 )
 
 // ownCgroup1Path returns this process's group in the v1 hierarchy that carries controller
-// ("N:cpu,cpuacct:/path"), or "".
+// ("N:cpu,cpuacct:/path"), and whether there is one.
 func ownCgroup1Path(procCgroup []byte, controller string) (string, bool) {
 	for _, line := range strings.Split(string(procCgroup), "\n") {
 		f := strings.SplitN(line, ":", 3)
@@ -50,7 +50,7 @@ func newCgroup1(l Limits, mountinfo, own []byte) (*cgroup, string, error) {
 	if len(missing) > 0 {
 		return nil, "no v1 hierarchy for " + strings.Join(missing, ","), nil
 	}
-	cg := &cgroup{version: 1, fd: -1}
+	cg := &cgroup{fd: -1}
 	name := newGroupName()
 	for _, c := range l.neededControllers() {
 		dir := filepath.Join(parents[c], name)
@@ -82,7 +82,7 @@ func newCgroup1(l Limits, mountinfo, own []byte) (*cgroup, string, error) {
 func (cg *cgroup) applyCgroup1(l Limits, name string, parents map[string]string) error {
 	if l.MemoryBytes > 0 {
 		dir := filepath.Join(parents["memory"], name)
-		cg.memory = dir
+		cg.oomEvents = filepath.Join(dir, "memory.oom_control")
 		v := strconv.FormatInt(l.MemoryBytes, 10)
 		if err := writeControl(dir, "memory.limit_in_bytes", v); err != nil {
 			return err

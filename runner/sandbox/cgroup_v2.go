@@ -67,9 +67,9 @@ func newCgroup2(l Limits, mountinfo, own []byte) (*cgroup, string, error) {
 		}
 		return nil, "", fmt.Errorf("sandbox: cgroup: %w", err)
 	}
-	cg := &cgroup{version: 2, dirs: []string{dir}, fd: -1}
+	cg := &cgroup{dirs: []string{dir}, fd: -1}
 	if l.MemoryBytes > 0 {
-		cg.memory = dir
+		cg.oomEvents = filepath.Join(dir, "memory.events")
 	}
 	if err := applyCgroup2(dir, l); err != nil {
 		cg.remove()

@@ -276,7 +276,7 @@ func (s *Sandbox) OOMKilled() bool { return s.oomKills > 0 }
 
 // HasMemoryLimit reports whether the sandbox runs under a memory cgroup, which makes
 // OOMKilled the run's own count rather than unknown.
-func (s *Sandbox) HasMemoryLimit() bool { return s.cg != nil && s.cg.memory != "" }
+func (s *Sandbox) HasMemoryLimit() bool { return s.cg != nil && s.cg.oomEvents != "" }
 
 // Close kills the sandbox if it still runs, waits for its cleanup and closes the
 // connection.
